@@ -22,7 +22,7 @@ impl Backend {
     }
 
     /// The scanner settings that reach this backend.
-    pub fn scanner_config(&self) -> <EngineScanner as Scanner>::Config {
+    pub fn scanner_config(&self) -> <microengine::scanner::EngineScanner as Scanner>::Config {
         Default::default()
     }
 
@@ -55,7 +55,6 @@ use microengine::runtime::artifact::EICAR;
 use microengine::runtime::server::{self, ServeOptions};
 use microengine::runtime::signature;
 use microengine::runtime::{Analysis, Artifact, ArtifactKind, Config, Engine, Scanner};
-use microengine::scanner::EngineScanner;
 
 /// The secret the test engines are started with.
 pub const SECRET: &str = "test-webhook-secret";
