@@ -61,6 +61,15 @@ enum Command {
     Serve(ServeArgs),
     /// Forge a signed bounty, send it to a running engine, print the verdict.
     SendBounty(SendBountyArgs),
+    /// Exit 0 when a running engine is ready (for container health checks).
+    Health(HealthArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HealthArgs {
+    /// Readiness URL (default: /readyz on the configured listen port).
+    #[arg(long)]
+    url: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,6 +176,7 @@ fn run<S: Scanner>(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Analyze(args) => analyze::<S>(config, args).await,
             Command::Serve(args) => serve_command::<S>(config, args).await,
             Command::SendBounty(args) => send_bounty_command(config, args).await,
+            Command::Health(args) => health_command(config, args).await,
         }
     })
 }
@@ -345,4 +355,27 @@ async fn send_bounty_command<S>(
     let verdict = send_bounty(request).await?;
     println!("{}", serde_json::to_string_pretty(&verdict)?);
     Ok(ExitCode::SUCCESS)
+}
+
+async fn health_command<S>(config: Config<S>, args: HealthArgs) -> anyhow::Result<ExitCode> {
+    let url = args
+        .url
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}/readyz", config.server.listen.port()));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    match client.get(&url).send().await {
+        Ok(response) if response.status().is_success() => {
+            println!("ready");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(response) => {
+            println!("not ready: HTTP {}", response.status());
+            Ok(ExitCode::from(EXIT_CHECK_FAILED))
+        }
+        Err(err) => {
+            println!("not reachable: {err}");
+            Ok(ExitCode::from(EXIT_CHECK_FAILED))
+        }
+    }
 }
