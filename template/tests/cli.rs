@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use support::Backend;
+use support::{sample_argument, Backend, CLEAN_SAMPLE, MALICIOUS_SAMPLE};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_{{project-name}}");
 
@@ -54,43 +54,43 @@ fn check_eicar_and_check_empty_pass() {
 }
 
 #[test]
-fn analyze_prints_json_per_file_and_fails_on_unreadable_ones() {
+fn analyze_prints_json_per_artifact_and_fails_on_unreadable_ones() {
     let Some(backend) = Backend::start() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let clean = dir.path().join("clean.txt");
-    std::fs::write(&clean, "not a malicious file").unwrap();
+    let clean = sample_argument(dir.path(), CLEAN_SAMPLE, "clean.txt");
+    let malicious = sample_argument(dir.path(), MALICIOUS_SAMPLE, "eicar.com");
     let missing = dir.path().join("missing.bin");
+    let missing = missing.to_str().unwrap();
 
     let output = run(
         dir.path(),
         &backend,
-        &["analyze", "--json", clean.to_str().unwrap()],
+        &["analyze", "--json", &clean, &malicious],
     );
     assert!(output.status.success(), "{}", stderr(&output));
-    let line: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
-    assert_eq!(line["verdict"], "benign");
-    assert_eq!(line["artifact"], clean.to_str().unwrap());
-
-    let output = run(
-        dir.path(),
-        &backend,
-        &[
-            "analyze",
-            "--json",
-            clean.to_str().unwrap(),
-            missing.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
     let lines: Vec<Value> = stdout(&output)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 2, "{}", stdout(&output));
     assert_eq!(lines[0]["verdict"], "benign");
-    assert!(lines[1]["error"].as_str().unwrap().contains("missing.bin"));
+    assert_eq!(lines[0]["artifact"], clean.as_str());
+    assert_eq!(lines[1]["verdict"], "malicious");
+
+    let output = run(
+        dir.path(),
+        &backend,
+        &["analyze", "--json", "--type", "file", missing],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let line: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert!(line["error"].as_str().unwrap().contains("missing.bin"));
+
+    let output = run(dir.path(), &backend, &["analyze", &clean]);
+    assert!(output.status.success());
+    assert!(stdout(&output).contains("benign"), "{}", stdout(&output));
 }
 
 #[test]

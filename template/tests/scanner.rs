@@ -7,11 +7,10 @@ use {{crate_name}} as microengine;
 
 use bytes::Bytes;
 
-use microengine::runtime::artifact::EICAR;
 use microengine::runtime::{Artifact, Config, Engine, Scanner, Verdict};
 use microengine::scanner::EngineScanner;
 
-use support::Backend;
+use support::{sample, Backend, CLEAN_SAMPLE, MALICIOUS_SAMPLE};
 
 fn engine(backend: &Backend) -> Engine<EngineScanner> {
     let config = Config {
@@ -21,34 +20,23 @@ fn engine(backend: &Backend) -> Engine<EngineScanner> {
     Engine::from_config(config).expect("engine builds")
 }
 
-async fn verdict_of(engine: &Engine<EngineScanner>, content: &'static [u8]) -> Verdict {
-    let analysis = engine
-        .analyze(&Artifact::File(Bytes::from_static(content)))
-        .await;
-    analysis.verdict
-}
-
 #[tokio::test]
-async fn eicar_is_malicious_and_a_clean_file_benign() {
+async fn eicar_is_malicious_and_a_clean_sample_benign() {
     let Some(backend) = Backend::start() else {
         return;
     };
     let engine = engine(&backend);
     engine.scanner().setup().await.unwrap();
 
-    let eicar = engine
-        .analyze(&Artifact::File(Bytes::from_static(EICAR)))
-        .await;
+    let eicar = engine.analyze(&sample(MALICIOUS_SAMPLE)).await;
     assert_eq!(eicar.verdict, Verdict::Malicious, "{eicar:?}");
     assert!(!eicar.metadata.malware_family.is_empty());
     assert_eq!(eicar.metadata.product, EngineScanner::PRODUCT);
     assert_eq!(eicar.metadata.scanner.version, env!("CARGO_PKG_VERSION"));
 
-    assert_eq!(
-        verdict_of(&engine, b"not a malicious file").await,
-        Verdict::Benign
-    );
-    let empty = verdict_of(&engine, b"").await;
+    let clean = engine.analyze(&sample(CLEAN_SAMPLE)).await;
+    assert_eq!(clean.verdict, Verdict::Benign, "{clean:?}");
+    let empty = engine.analyze(&Artifact::File(Bytes::new())).await.verdict;
     assert!(
         matches!(empty, Verdict::Benign | Verdict::Unknown),
         "{empty:?}"
@@ -69,7 +57,8 @@ async fn setup_and_teardown_can_repeat() {
     scanner.teardown().await.unwrap();
     scanner.setup().await.unwrap();
     // Still works after the sequence.
-    assert_eq!(verdict_of(&engine, EICAR).await, Verdict::Malicious);
+    let eicar = engine.analyze(&sample(MALICIOUS_SAMPLE)).await;
+    assert_eq!(eicar.verdict, Verdict::Malicious);
     scanner.teardown().await.unwrap();
 }
 {%- if scans_urls %}

@@ -7,7 +7,7 @@ mod support;
 // The engine crate, under a name that reads the same in every engine.
 use {{crate_name}} as microengine;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +16,13 @@ use serde_json::{json, Value};
 
 use microengine::runtime::analysis::{engine_version, Environment};
 use microengine::runtime::artifact::EICAR;
-use microengine::runtime::Config;
+use microengine::runtime::{signature, Config};
 use microengine::scanner::EngineScanner;
 
 use support::{
-    bounty, post_webhook, send_bounty, ArtifactServer, Backend, Receiver, RunningEngine,
-    TestScanner, TestScannerConfig, SECRET,
+    bounty, post_webhook, raw_post, sample_argument, sample_bounty, send_bounty, ArtifactServer,
+    Backend, EngineProcess, Receiver, RunningEngine, TestScanner, TestScannerConfig, CLEAN_SAMPLE,
+    MALICIOUS_SAMPLE, SECRET,
 };
 
 const MIN_BID: u64 = 62_500_000_000_000_000;
@@ -55,15 +56,15 @@ async fn a_signed_bounty_gets_the_exact_verdict_from_the_real_scanner() {
     let artifacts = ArtifactServer::start(Duration::ZERO).await;
     let receiver = Receiver::start(0).await;
 
-    let eicar = bounty(
+    let eicar = sample_bounty(
         "eicar",
-        &artifacts.publish("eicar.com", EICAR),
+        &artifacts.publish_sample("eicar", MALICIOUS_SAMPLE),
         &receiver.url("eicar"),
         MINUTE,
     );
-    let clean = bounty(
+    let clean = sample_bounty(
         "clean",
-        &artifacts.publish("clean.txt", "not a malicious file"),
+        &artifacts.publish_sample("clean", CLEAN_SAMPLE),
         &receiver.url("clean"),
         MINUTE,
     );
@@ -204,8 +205,12 @@ async fn bad_requests_get_clear_4xx_answers() {
     );
 
     let huge = vec![b' '; 2 * 1024 * 1024];
-    let (status, _) = post_webhook(&engine.url(), Some("bounty"), &huge, Some(SECRET)).await;
-    assert_eq!(status, 413);
+    let signature = signature::sign(SECRET.as_bytes(), &huge);
+    let headers: [(&str, &[u8]); 2] = [
+        ("x-polyswarm-event", b"bounty"),
+        ("x-polyswarm-signature", signature.as_bytes()),
+    ];
+    assert_eq!(raw_post(&engine.url(), &headers, &huge).await, 413);
 
     // A webhook on a path (polyswarm-engine serves POST /<queue>) works too.
     let (status, _) = post_webhook(
@@ -468,65 +473,24 @@ async fn a_saturated_engine_refuses_with_503_instead_of_dropping() {
     engine.shutdown().await;
 }
 
-/// Starts the built binary as `serve` on a free port.
-fn spawn_binary(backend: &Backend, extra: &[&str]) -> (std::process::Child, String) {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let address = format!("127.0.0.1:{port}");
-    let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_{{project-name}}"));
-    command
-        .arg("serve")
-        .args(["--listen", &address])
-        .args(extra)
-        .current_dir(dir.path())
-        .env("WEBHOOK_SECRET", SECRET)
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null());
-    backend.configure(&mut command);
-    let child = command.spawn().unwrap();
-    (child, format!("http://{address}/"))
-}
-
-async fn wait_listening(url: &str) {
-    for _ in 0..200 {
-        if let Ok(response) = reqwest::get(format!("{url}readyz")).await {
-            if response.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("engine at {url} never became ready");
-}
-
 #[tokio::test]
 async fn sigterm_answers_every_accepted_bounty_before_exit() {
     let Some(backend) = Backend::start() else {
         return;
     };
-    let (mut child, url) = spawn_binary(&backend, &[]);
-    wait_listening(&url).await;
+    let mut engine = EngineProcess::start(&backend, &[]).await;
     // Slow artifacts keep the bounties in flight when SIGTERM arrives.
     let artifacts = ArtifactServer::start(Duration::from_millis(1_500)).await;
     let receiver = Receiver::start(0).await;
-    let uri = artifacts.publish("eicar", EICAR);
+    let eicar = artifacts.publish_sample("eicar", MALICIOUS_SAMPLE);
     for i in 0..5 {
         let id = format!("t{i}");
-        let request = bounty(&id, &uri, &receiver.url(&id), MINUTE);
-        assert_eq!(send_bounty(&url, &request).await, 202);
+        let request = sample_bounty(&id, &eicar, &receiver.url(&id), MINUTE);
+        assert_eq!(send_bounty(&engine.url, &request).await, 202);
     }
     assert!(receiver.verdicts().is_empty());
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    engine.terminate();
+    let status = engine.wait().await;
     assert!(status.success(), "{status:?}");
     // Everything was delivered before the process exited.
     let verdicts = receiver.verdicts();
@@ -541,25 +505,24 @@ async fn testing_mode_exits_after_n_bounties() {
     let Some(backend) = Backend::start() else {
         return;
     };
-    let (mut child, url) = spawn_binary(&backend, &["--testing", "2"]);
-    wait_listening(&url).await;
+    let mut engine = EngineProcess::start(&backend, &["--testing", "2"]).await;
     let artifacts = ArtifactServer::start(Duration::ZERO).await;
     let receiver = Receiver::start(0).await;
-    let uri = artifacts.publish("clean", "not a malicious file");
+    let clean = artifacts.publish_sample("clean", CLEAN_SAMPLE);
     for i in 0..2 {
         let id = format!("n{i}");
-        let request = bounty(&id, &uri, &receiver.url(&id), MINUTE);
-        assert_eq!(send_bounty(&url, &request).await, 202);
+        let request = sample_bounty(&id, &clean, &receiver.url(&id), MINUTE);
+        assert_eq!(send_bounty(&engine.url, &request).await, 202);
     }
-    let status = tokio::time::timeout(
-        WAIT,
-        tokio::task::spawn_blocking(move || child.wait().unwrap()),
-    )
-    .await
-    .expect("engine exits after --testing 2")
-    .unwrap();
+    let status = tokio::time::timeout(WAIT, engine.wait())
+        .await
+        .expect("engine exits after --testing 2");
     assert!(status.success());
-    assert_eq!(receiver.verdicts().len(), 2);
+    let verdicts = receiver.verdicts();
+    assert_eq!(verdicts.len(), 2);
+    for (_, verdict) in verdicts {
+        assert_eq!(verdict["verdict"], "benign");
+    }
 }
 
 #[tokio::test]
@@ -567,24 +530,23 @@ async fn send_bounty_tries_a_running_engine_end_to_end() {
     let Some(backend) = Backend::start() else {
         return;
     };
-    let (mut child, url) = spawn_binary(&backend, &[]);
-    wait_listening(&url).await;
+    let engine = EngineProcess::start(&backend, &[]).await;
+    let url = engine.url.clone();
     let dir = tempfile::tempdir().unwrap();
-    let eicar = dir.path().join("eicar.com");
-    std::fs::write(&eicar, EICAR).unwrap();
+    let kind = MALICIOUS_SAMPLE.0;
+    let artifact = sample_argument(dir.path(), MALICIOUS_SAMPLE, "eicar.com");
 
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_{{project-name}}"))
             .args(["send-bounty", "--engine", &url, "--secret", SECRET])
-            .arg(&eicar)
+            .args(["--type", kind.as_str(), &artifact])
             .current_dir(dir.path())
             .output()
             .unwrap()
     })
     .await
     .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(engine);
     assert!(
         output.status.success(),
         "{}",

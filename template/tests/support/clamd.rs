@@ -164,6 +164,14 @@ impl Backend {
         }
     }
 
+    /// Kills clamd outright (SIGKILL), as a crash or the OOM killer would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Starts clamd again with the same port, socket and config.
     pub fn restart(&mut self) {
         self.stop();

@@ -36,6 +36,7 @@ use {{crate_name}} as microengine;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,10 +52,47 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
+{% if scans_files -%}
 use microengine::runtime::artifact::EICAR;
+{% else -%}
+use microengine::runtime::artifact::{EICAR, EICAR_URL};
+{% endif -%}
 use microengine::runtime::server::{self, ServeOptions};
 use microengine::runtime::signature;
 use microengine::runtime::{Analysis, Artifact, ArtifactKind, Config, Engine, Scanner};
+
+/// A test artifact: its kind and content (a URL artifact's content is the
+/// URL).
+pub type Sample = (ArtifactKind, &'static [u8]);
+
+/// A sample the engine's real scanner must call malicious.
+{%- if scans_files %}
+pub const MALICIOUS_SAMPLE: Sample = (ArtifactKind::File, EICAR);
+/// A sample the engine's real scanner must call benign.
+pub const CLEAN_SAMPLE: Sample = (ArtifactKind::File, b"not a malicious file");
+{%- else %}
+pub const MALICIOUS_SAMPLE: Sample = (ArtifactKind::Url, EICAR_URL.as_bytes());
+/// A sample the engine's real scanner must call benign.
+pub const CLEAN_SAMPLE: Sample = (ArtifactKind::Url, b"https://www.example.com/index.html");
+{%- endif %}
+
+/// A sample as an artifact to scan.
+pub fn sample((kind, content): Sample) -> Artifact {
+    Artifact::from_content(kind, Bytes::from_static(content)).unwrap()
+}
+
+/// A sample as a command-line argument: the path of a file in `dir` that
+/// holds it, or the URL itself.
+pub fn sample_argument(dir: &std::path::Path, (kind, content): Sample, file_name: &str) -> String {
+    match kind {
+        ArtifactKind::File => {
+            let path = dir.join(file_name);
+            std::fs::write(&path, content).unwrap();
+            path.display().to_string()
+        }
+        ArtifactKind::Url => String::from_utf8(content.to_vec()).unwrap(),
+    }
+}
 
 /// The secret the test engines are started with.
 pub const SECRET: &str = "test-webhook-secret";
@@ -102,6 +140,12 @@ impl ArtifactServer {
         self.url(name)
     }
 
+    /// Publishes `sample` under `name`; returns what a bounty needs to point
+    /// at it: its kind and URL.
+    pub fn publish_sample(&self, name: &str, (kind, content): Sample) -> (ArtifactKind, String) {
+        (kind, self.publish(name, Bytes::from_static(content)))
+    }
+
     /// The URL of `name`, published or not.
     pub fn url(&self, name: &str) -> String {
         format!("http://{}/{name}", self.address)
@@ -121,6 +165,8 @@ async fn serve_artifact(
 pub struct Receiver {
     pub address: SocketAddr,
     state: Arc<ReceiverState>,
+    /// Stops the running server (see [`Receiver::go_down`]).
+    server: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
 }
 
 struct ReceiverState {
@@ -128,6 +174,8 @@ struct ReceiverState {
     attempts: AtomicUsize,
     fail_first: AtomicUsize,
     changed: Notify,
+    /// Who waits for the verdict at a path (see [`Receiver::expect`]).
+    waiters: Mutex<HashMap<String, oneshot::Sender<Value>>>,
 }
 
 impl Receiver {
@@ -139,12 +187,58 @@ impl Receiver {
             attempts: AtomicUsize::new(0),
             fail_first: AtomicUsize::new(fail_first),
             changed: Notify::new(),
+            waiters: Mutex::new(HashMap::new()),
         });
+        let server = Self::serve(listener, &state);
+        Self {
+            address,
+            state,
+            server: Mutex::new(Some(server)),
+        }
+    }
+
+    fn serve(
+        listener: TcpListener,
+        state: &Arc<ReceiverState>,
+    ) -> (oneshot::Sender<()>, JoinHandle<()>) {
         let app = Router::new()
             .route("/{*path}", post(receive))
-            .with_state(Arc::clone(&state));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { address, state }
+            .with_state(Arc::clone(state));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        (stop, task)
+    }
+
+    /// Takes the receiver off the network for `outage`: its port refuses
+    /// connections, as a crashed or restarting service's does. Then it comes
+    /// back on the same address.
+    pub async fn go_down(&self, outage: Duration) {
+        let server = self.server.lock().unwrap().take();
+        if let Some((stop, task)) = server {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+        tokio::time::sleep(outage).await;
+        let listener = TcpListener::bind(self.address).await.unwrap();
+        *self.server.lock().unwrap() = Some(Self::serve(listener, &self.state));
+    }
+
+    /// The verdict for bounty `id`, delivered through a channel as it
+    /// arrives. Call before sending the bounty.
+    pub fn expect(&self, id: &str) -> oneshot::Receiver<Value> {
+        let (sender, verdict) = oneshot::channel();
+        self.state
+            .waiters
+            .lock()
+            .unwrap()
+            .insert(format!("verdict/{id}"), sender);
+        verdict
     }
 
     /// The `response_url` for bounty `id`.
@@ -221,6 +315,9 @@ async fn receive(
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
     let body: Value = serde_json::from_slice(&body).expect("verdicts are JSON");
+    if let Some(waiter) = state.waiters.lock().unwrap().remove(&path) {
+        let _ = waiter.send(body.clone());
+    }
     state.verdicts.lock().unwrap().push((path, body));
     state.changed.notify_waiters();
     StatusCode::OK
@@ -312,6 +409,55 @@ pub async fn post_webhook(
     (status, json)
 }
 
+/// A raw HTTP/1.1 POST to `url`'s host; returns the status the server
+/// answered. It reads while it writes: a server may answer a large request
+/// (413, 431) and close before the request is fully sent, which an ordinary
+/// client reports as a broken connection instead of the answer.
+pub async fn raw_post(url: &str, headers: &[(&str, &[u8])], body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let mut request = format!(
+        "POST / HTTP/1.1\r\nhost: {host}\r\ncontent-length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for (name, value) in headers {
+        request.extend_from_slice(name.as_bytes());
+        request.extend_from_slice(b": ");
+        request.extend_from_slice(value);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(body);
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(&request).await;
+        writer
+    });
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !response.windows(2).any(|pair| pair == b"\r\n") {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => response.extend_from_slice(&buffer[..read]),
+        }
+    }
+    sending.abort();
+    let status_line = String::from_utf8_lossy(&response);
+    status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {status_line:?}"))
+}
+
 /// Sends a signed bounty; returns the HTTP status.
 pub async fn send_bounty(engine_url: &str, bounty: &Value) -> u16 {
     let body = serde_json::to_vec(bounty).unwrap();
@@ -333,6 +479,105 @@ pub fn bounty(id: &str, artifact_uri: &str, response_url: &str, expires_in: Dura
         "phase": "assertion",
         "rules": {"min_allowed_bid": 62_500_000_000_000_000u64, "max_allowed_bid": 1_000_000_000_000_000_000u64},
     })
+}
+
+/// A bounty for an artifact published with [`ArtifactServer::publish_sample`].
+pub fn sample_bounty(
+    id: &str,
+    (kind, uri): &(ArtifactKind, String),
+    response_url: &str,
+    expires_in: Duration,
+) -> Value {
+    let mut bounty = bounty(id, uri, response_url, expires_in);
+    bounty["artifact_type"] = kind.as_str().into();
+    bounty
+}
+
+/// The built engine binary, serving on a free loopback port.
+pub struct EngineProcess {
+    pub child: Child,
+    /// The webhook URL.
+    pub url: String,
+}
+
+impl EngineProcess {
+    /// Starts `serve` with the test secret, pointed at `backend`, plus
+    /// `extra` arguments; waits until it is ready.
+    pub async fn start(backend: &Backend, extra: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_{{project-name}}"));
+        command
+            .arg("serve")
+            .args(["--listen", &address])
+            .args(extra)
+            .current_dir(dir.path())
+            .env("WEBHOOK_SECRET", SECRET)
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null());
+        backend.configure(&mut command);
+        let engine = Self {
+            child: command.spawn().unwrap(),
+            url: format!("http://{address}/"),
+        };
+        engine.wait_ready().await;
+        engine
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..400 {
+            if let Ok(response) = reqwest::get(format!("{}readyz", self.url)).await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("engine at {} never became ready", self.url);
+    }
+
+    /// Sends SIGTERM: a graceful shutdown.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Resident memory now, in MiB (Linux: `VmRSS`).
+    pub fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("VmRSS:"))
+            .unwrap();
+        let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib / 1024.0
+    }
+}
+
+impl Drop for EngineProcess {
+    /// A failed test must not leave its engine running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Settings of [`TestScanner`].
