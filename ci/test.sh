@@ -140,7 +140,8 @@ run_load_tests() {
     local out="$WORK/load-output.log"
     (cd "$crate" && REQUIRE_CLAMD=1 cargo test --test load -- --ignored --nocapture --test-threads 1 2>&1) >"$out"
     local status=$?
-    grep -E '^load\[' "$out" | tee "$WORK/load-${label//\//-}.txt"
+    # --nocapture prints a test's first figures on its "test ... " line.
+    grep -oE 'load\[.*' "$out" | sed "s#^#$label #" | tee "$WORK/load-${label//\//-}.txt"
     grep -E '^test result' "$out"
     [[ $status -eq 0 ]] || { tail -n 40 "$out"; return 1; }
     if grep -q 'SKIPPED' "$out"; then echo "some load tests were skipped"; return 1; fi
