@@ -67,12 +67,14 @@ impl Fetcher {
         if !status.is_success() {
             return Err(format!("GET {}: HTTP {status}", redact(uri)));
         }
-        if let Some(length) = response.content_length() {
-            if length > self.max_bytes {
-                return Err(self.too_large(length));
-            }
+        let announced = response.content_length().unwrap_or(0);
+        if announced > self.max_bytes {
+            return Err(self.too_large(announced));
         }
-        let mut content = BytesMut::new();
+        // Room for the announced size up front: a buffer grown chunk by chunk
+        // is copied each time it doubles, and the allocator keeps the old
+        // ones, which several artifacts in flight turn into real memory.
+        let mut content = BytesMut::with_capacity(announced as usize);
         while let Some(chunk) = response
             .chunk()
             .await
