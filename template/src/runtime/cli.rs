@@ -144,6 +144,7 @@ enum KindArg {
 
 /// Entry point of the engine binary.
 pub fn main<S: Scanner>() -> ExitCode {
+    super::memory::tune_allocator();
     let cli = Cli::parse();
     match run::<S>(cli) {
         Ok(code) => code,

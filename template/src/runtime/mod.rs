@@ -17,6 +17,7 @@
 //! | [`forge`] | `send-bounty`: forging a bounty for local testing |
 //! | [`config`] | the TOML file and environment variables |
 //! | [`logging`] | `LOG_LEVEL` / `LOG_FORMAT` |
+//! | [`memory`] | allocator tuning for artifact-sized buffers |
 //! | [`cli`] | the command line |
 
 pub mod analysis;
@@ -29,6 +30,7 @@ pub mod engine;
 pub mod fetch;
 pub mod forge;
 pub mod logging;
+pub mod memory;
 pub mod scanner;
 pub mod server;
 pub mod signature;
