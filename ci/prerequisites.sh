@@ -25,3 +25,15 @@ ensure_clamav() {
     service clamav-daemon stop >/dev/null 2>&1 || true
     service clamav-freshclam stop >/dev/null 2>&1 || true
 }
+
+# cargo-fuzz, for the generated crates' bounded fuzz runs. libFuzzer needs
+# nightly-only flags; the scripts pass RUSTC_BOOTSTRAP=1 to the one stable
+# toolchain this machine has.
+ensure_cargo_fuzz() {
+    if cargo fuzz --version >/dev/null 2>&1; then
+        echo "found $(cargo fuzz --version)"
+        return
+    fi
+    echo "installing cargo-fuzz (about 2 minutes)"
+    cargo install cargo-fuzz --locked
+}

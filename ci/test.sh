@@ -6,17 +6,20 @@
 # checks each generated engine: names, file list, no leftover Liquid,
 # CUSTOMIZE_HERE markers (present and walked through in its README), fmt,
 # clippy, a warning-free build, `cargo test` (ClamAV tests against a real
-# clamd), the load and fault suite (`tests/load.rs`), and `analyze
-# --check-eicar` on the built binary. It also checks that
+# clamd), the load and fault suite (`tests/load.rs`), a bounded fuzz run of
+# every fuzz target (`fuzz/`), and `analyze --check-eicar` on the built
+# binary. It also checks that
 # bad engine names are refused and drives the interactive flow through a
 # pseudo-terminal.
 #
 # Installs what it needs when missing: cargo-generate 0.23.7 (the newest that
-# builds on rustc 1.95), Debian's clamav-daemon and clamav-testfiles.
+# builds on rustc 1.95), cargo-fuzz, Debian's clamav-daemon and
+# clamav-testfiles.
 #
 # Environment:
 #   VARIANTS="eicar:files clamav:files"  only these combinations
 #   ENGINE_TEMPLATE_TARGET=DIR           shared cargo target dir (reused across runs)
+#   FUZZ_SECONDS=10                      length of each fuzz target's run
 #   KEEP=1                               keep the generated engines
 set -euo pipefail
 
@@ -65,6 +68,7 @@ source "$CI_DIR/prerequisites.sh"
 
 log "prerequisites"
 ensure_cargo_generate
+ensure_cargo_fuzz
 case " $VARIANTS " in *" clamav:"*) ensure_clamav ;; esac
 
 # --- generation --------------------------------------------------------------
@@ -147,6 +151,24 @@ run_load_tests() {
     if grep -q 'SKIPPED' "$out"; then echo "some load tests were skipped"; return 1; fi
 }
 
+run_fuzz() {
+    # A short, bounded run of each of the crate's fuzz targets, seeded with
+    # its corpus in fuzz/corpus/ (webhook bodies also with the hostile corpus).
+    local crate=$1 seconds=${FUZZ_SECONDS:-10}
+    local out="$WORK/fuzz-output.log" targets
+    targets=$(cd "$crate" && cargo fuzz list) || return 1
+    [[ -n "$targets" ]] || { echo "no fuzz targets"; return 1; }
+    for target in $targets; do
+        local seeds=("fuzz/corpus/$target")
+        [[ $target == webhook_bounty ]] && seeds+=(tests/fixtures/hostile)
+        if ! (cd "$crate" && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "${seeds[@]}" -- \
+                -max_total_time="$seconds" >"$out" 2>&1); then
+            echo "fuzz target $target failed:"; tail -n 40 "$out"; return 1
+        fi
+        echo "fuzz $target: $(grep -E '^Done [0-9]+ runs' "$out" || tail -n 1 "$out")"
+    done
+}
+
 check_eicar() {
     local crate=$1 backend=$2 package=$3
     local binary="$CARGO_TARGET_DIR/debug/$package"
@@ -202,6 +224,7 @@ test_variant() {
     check "$label: build without warnings" builds_without_warnings "$crate"
     check "$label: cargo test" run_tests "$crate" "$backend"
     check "$label: load and fault suite" run_load_tests "$crate" "$backend" "$label"
+    check "$label: bounded fuzz run" run_fuzz "$crate"
     check "$label: analyze --check-eicar" check_eicar "$crate" "$backend" "$package"
     check "$label: clean artifact is benign" analyze_reports_clean_artifact_benign "$crate" "$backend" "$package" "$types"
 }
