@@ -88,11 +88,12 @@ out, *paths = sys.argv[1:]
 reports = {json.load(open(p))["engine"]: json.load(open(p)) for p in paths}
 def size(n):
     return f"{n // 2**20} MiB" if n >= 2**20 else f"{n // 2**10} KiB"
-print(f"{'engine':<32} {'run':<14} {'size':>7} {'conc':>4} {'per s':>8} {'p50 ms':>7} {'p99 ms':>7} {'RSS MB':>7}")
+print(f"{'engine':<32} {'run':<14} {'size':>7} {'in flight':>9} {'scan':>4} {'per s':>8} {'p50 ms':>7} {'p99 ms':>7} {'RSS MB':>7}")
 for engine, report in reports.items():
     for run in report["runs"]:
         cell = lambda v: "-" if v is None else f"{v:.1f}"
-        print(f"{engine:<32} {run['what']:<14} {size(run['size_bytes']):>7} {run['concurrency']:>4} "
+        scan = "-" if run.get("scanning") is None else run["scanning"]
+        print(f"{engine:<32} {run['what']:<14} {size(run['size_bytes']):>7} {run['concurrency']:>9} {scan:>4} "
               f"{run['per_second']:>8.1f} {cell(run['p50_ms']):>7} {cell(run['p99_ms']):>7} {cell(run['peak_rss_mb']):>7}")
 print()
 for engine, report in reports.items():

@@ -10,8 +10,10 @@
 //! profile) as a child process, serves the artifact from a local HTTP
 //! server, keeps `--concurrency` signed bounties in flight, receives the
 //! verdicts on a local receiver, and prints bounties/s, latency p50/p99
-//! (webhook sent -> verdict received) and the engine's peak RSS. A last run
-//! keeps 64 bounties of 1 MiB in flight to show the engine's peak memory.
+//! (webhook sent -> verdict received) and the engine's peak RSS. Two last
+//! runs keep 64 bounties of 1 MiB in flight to show the engine's peak
+//! memory: with `--concurrency` of them scanned at once (the others queue
+//! before download), and with all 64 downloaded and scanned at once.
 {%- if backend == "clamav" %}
 //!
 //! clamd is found through `CLAMD_HOST` / `CLAMD_PORT` (default
@@ -88,7 +90,10 @@ struct Args {
 struct Run {
     what: String,
     size_bytes: usize,
+    /// Bounties in flight.
     concurrency: usize,
+    /// Bounties the engine scans at once (`bounties.concurrency`); none for raw clamd.
+    scanning: Option<usize>,
     completed: u64,
     errors: u64,
     per_second: f64,
@@ -139,6 +144,7 @@ async fn benchmark(args: &Args, sizes: &[usize]) -> anyhow::Result<Vec<Run>> {
             &artifact,
             args.concurrency,
             args.concurrency,
+            args.concurrency,
             warm_up,
             measure,
         )
@@ -148,21 +154,24 @@ async fn benchmark(args: &Args, sizes: &[usize]) -> anyhow::Result<Vec<Run>> {
     }
     if args.memory_in_flight > 0 {
         let artifact = Bytes::from(pseudo_random(MIB));
-        let mut memory = engine_run(
-            &artifact,
-            args.concurrency,
-            args.memory_in_flight,
-            warm_up,
-            measure,
-        )
-        .await?;
-        memory.what = "engine memory".to_owned();
-        eprintln!(
-            "engine, {} in flight of 1 MiB: peak RSS {:.1} MB",
-            args.memory_in_flight,
-            memory.peak_rss_mb.unwrap_or(f64::NAN)
-        );
-        runs.push(memory);
+        for scanning in [args.concurrency, args.memory_in_flight] {
+            let mut memory = engine_run(
+                &artifact,
+                scanning,
+                args.concurrency,
+                args.memory_in_flight,
+                warm_up,
+                measure,
+            )
+            .await?;
+            memory.what = "engine memory".to_owned();
+            eprintln!(
+                "engine, {} in flight of 1 MiB, {scanning} scanned at once: peak RSS {:.1} MB",
+                args.memory_in_flight,
+                memory.peak_rss_mb.unwrap_or(f64::NAN)
+            );
+            runs.push(memory);
+        }
     }
 {%- else %}
     // This engine analyses URLs: the artifact is a URL, so sizes and the
@@ -171,6 +180,7 @@ async fn benchmark(args: &Args, sizes: &[usize]) -> anyhow::Result<Vec<Run>> {
     let artifact = Bytes::from_static(b"https://www.example.com/index.html");
     let engine = engine_run(
         &artifact,
+        args.concurrency,
         args.concurrency,
         args.concurrency,
         warm_up,
@@ -237,16 +247,27 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Option<f64> {
 fn print_table(runs: &[Run]) {
     println!();
     println!(
-        "{:<14} {:>9} {:>5} {:>9} {:>8} {:>9} {:>9} {:>11} {:>6}",
-        "run", "size", "conc", "done", "per s", "p50 ms", "p99 ms", "peak RSS MB", "errors"
+        "{:<14} {:>9} {:>9} {:>5} {:>9} {:>8} {:>9} {:>9} {:>11} {:>6}",
+        "run",
+        "size",
+        "in flight",
+        "scan",
+        "done",
+        "per s",
+        "p50 ms",
+        "p99 ms",
+        "peak RSS MB",
+        "errors"
     );
     let cell = |value: Option<f64>| value.map_or("-".to_owned(), |value| format!("{value:.1}"));
     for run in runs {
         println!(
-            "{:<14} {:>9} {:>5} {:>9} {:>8.1} {:>9} {:>9} {:>11} {:>6}",
+            "{:<14} {:>9} {:>9} {:>5} {:>9} {:>8.1} {:>9} {:>9} {:>11} {:>6}",
             run.what,
             human(run.size_bytes),
             run.concurrency,
+            run.scanning
+                .map_or("-".to_owned(), |scanning| scanning.to_string()),
             run.completed,
             run.per_second,
             cell(run.p50_ms),
@@ -382,17 +403,18 @@ async fn receive(State(waiting): State<Waiting>, Path(id): Path<u64>, body: Byte
     }
 }
 
-/// Starts an engine that scans `in_flight` bounties at once through at most
+/// Starts an engine that scans `scanning` bounties at once through at most
 /// `backend_connections`, warms it up, then keeps `in_flight` bounties
 /// going for `measure`.
 async fn engine_run(
     artifact: &Bytes,
+    scanning: usize,
     backend_connections: usize,
     in_flight: usize,
     warm_up: Duration,
     measure: Duration,
 ) -> anyhow::Result<Run> {
-    let engine = EngineProcess::start(in_flight, backend_connections).await?;
+    let engine = EngineProcess::start(scanning, backend_connections).await?;
     let market = Arc::new(Marketplace::start(artifact.clone()).await?);
     let sha256 = hex::encode(Sha256::digest(artifact));
     let client = reqwest::Client::new();
@@ -405,7 +427,7 @@ async fn engine_run(
     };
     load.run(in_flight, warm_up).await;
     let (latencies, errors, elapsed) = load.run(in_flight, measure).await;
-    Ok(summarize(
+    let mut run = summarize(
         "engine",
         artifact.len(),
         in_flight,
@@ -413,7 +435,9 @@ async fn engine_run(
         errors,
         elapsed,
         engine.peak_rss_mb(),
-    ))
+    );
+    run.scanning = Some(scanning);
+    Ok(run)
 }
 
 /// Closed-loop load: each of `in_flight` workers sends a bounty and waits
@@ -517,6 +541,7 @@ fn summarize(
         what: what.to_owned(),
         size_bytes: size,
         concurrency,
+        scanning: None,
         completed: latencies.len() as u64,
         errors,
         per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
