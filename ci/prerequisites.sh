@@ -34,6 +34,6 @@ ensure_cargo_fuzz() {
         echo "found $(cargo fuzz --version)"
         return
     fi
-    echo "installing cargo-fuzz (about 2 minutes)"
-    cargo install cargo-fuzz --locked
+    echo "installing cargo-fuzz 0.13.2 (under a minute)"
+    cargo install cargo-fuzz --version 0.13.2 --locked
 }

@@ -154,7 +154,8 @@ run_load_tests() {
 run_fuzz() {
     # A short, bounded run of each of the crate's fuzz targets, seeded with
     # its corpus in fuzz/corpus/ (webhook bodies also with the hostile corpus).
-    local crate=$1 seconds=${FUZZ_SECONDS:-10}
+    # The figures go to $WORK/fuzz-<label>.txt.
+    local crate=$1 label=$2 seconds=${FUZZ_SECONDS:-10}
     local out="$WORK/fuzz-output.log" targets
     targets=$(cd "$crate" && cargo fuzz list) || return 1
     [[ -n "$targets" ]] || { echo "no fuzz targets"; return 1; }
@@ -165,7 +166,8 @@ run_fuzz() {
                 -max_total_time="$seconds" >"$out" 2>&1); then
             echo "fuzz target $target failed:"; tail -n 40 "$out"; return 1
         fi
-        echo "fuzz $target: $(grep -E '^Done [0-9]+ runs' "$out" || tail -n 1 "$out")"
+        echo "$label fuzz $target: $(grep -E '^Done [0-9]+ runs' "$out" || tail -n 1 "$out")" \
+            | tee -a "$WORK/fuzz-${label//\//-}.txt"
     done
 }
 
@@ -224,7 +226,7 @@ test_variant() {
     check "$label: build without warnings" builds_without_warnings "$crate"
     check "$label: cargo test" run_tests "$crate" "$backend"
     check "$label: load and fault suite" run_load_tests "$crate" "$backend" "$label"
-    check "$label: bounded fuzz run" run_fuzz "$crate"
+    check "$label: bounded fuzz run" run_fuzz "$crate" "$label"
     check "$label: analyze --check-eicar" check_eicar "$crate" "$backend" "$package"
     check "$label: clean artifact is benign" analyze_reports_clean_artifact_benign "$crate" "$backend" "$package" "$types"
 }
@@ -287,6 +289,8 @@ done
 
 log "load and fault figures"
 cat "$WORK"/load-*.txt 2>/dev/null || true
+log "fuzz figures"
+cat "$WORK"/fuzz-*.txt 2>/dev/null || true
 
 log "summary"
 for failure in "${FAILURES[@]}"; do echo "FAILED: $failure"; done

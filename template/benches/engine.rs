@@ -12,8 +12,9 @@
 //! verdicts on a local receiver, and prints bounties/s, latency p50/p99
 //! (webhook sent -> verdict received) and the engine's peak RSS. Two last
 //! runs keep 64 bounties of 1 MiB in flight to show the engine's peak
-//! memory: with `--concurrency` of them scanned at once (the others queue
-//! before download), and with all 64 downloaded and scanned at once.
+//! memory: with `--concurrency` of them taken by workers at once (the others
+//! wait in the engine's queue, not yet downloaded), and with 64 workers, so
+//! that all 64 artifacts are downloaded and held at once.
 {%- if backend == "clamav" %}
 //!
 //! clamd is found through `CLAMD_HOST` / `CLAMD_PORT` (default
@@ -23,8 +24,10 @@
 //! same bytes with the same concurrency, one connection per scan.
 {%- endif %}
 //!
-//! The figures are for comparison on one machine, in one run: the machine's
-//! other load moves them all.
+//! The engine runs in the crate's directory, so `engine.toml` applies (the
+//! listen address, concurrency and queue are set by the benchmark). The
+//! figures are for comparison on one machine, in one run: the machine's other
+//! load moves them all.
 
 // The engine crate, under a name that reads the same in every engine.
 use {{crate_name}} as microengine;
@@ -302,8 +305,13 @@ struct EngineProcess {
 
 impl EngineProcess {
     /// `concurrency` bounties scanned at once, through at most
-    /// `backend_connections` connections to the backend.
-    async fn start(concurrency: usize, backend_connections: usize) -> anyhow::Result<Self> {
+    /// `backend_connections` connections to the backend, and room in the
+    /// queue for all `in_flight` (none is refused with 503).
+    async fn start(
+        concurrency: usize,
+        backend_connections: usize,
+        in_flight: usize,
+    ) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -313,7 +321,7 @@ impl EngineProcess {
             .args(["serve", "--listen", &address])
             .env("WEBHOOK_SECRET", SECRET)
             .env("ENGINE_CONCURRENCY", concurrency.to_string())
-            .env("ENGINE_QUEUE", (concurrency * 4).to_string())
+            .env("ENGINE_QUEUE", in_flight.to_string())
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::null());
 {%- if backend == "clamav" %}
@@ -414,7 +422,7 @@ async fn engine_run(
     warm_up: Duration,
     measure: Duration,
 ) -> anyhow::Result<Run> {
-    let engine = EngineProcess::start(scanning, backend_connections).await?;
+    let engine = EngineProcess::start(scanning, backend_connections, in_flight).await?;
     let market = Arc::new(Marketplace::start(artifact.clone()).await?);
     let sha256 = hex::encode(Sha256::digest(artifact));
     let client = reqwest::Client::new();
@@ -427,6 +435,9 @@ async fn engine_run(
     };
     load.run(in_flight, warm_up).await;
     let (latencies, errors, elapsed) = load.run(in_flight, measure).await;
+    if errors > 0 {
+        bail!("{errors} bounties failed (see above): the figures would mislead");
+    }
     let mut run = summarize(
         "engine",
         artifact.len(),

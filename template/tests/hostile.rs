@@ -4,8 +4,11 @@
 //!
 //! The bodies are in `tests/fixtures/hostile/`, correctly signed so that they
 //! reach the parser: `400-*.json` must be refused with an error naming the
-//! problem, `202-*.json` accepted and answered `unknown` (`RESPONSE_URL` in
-//! them becomes the test receiver). Add a file to add a case.
+//! problem, `202-*.json` accepted and answered `unknown`, bid 0, with the
+//! comment their `expect_comment` field names (a field the engine must
+//! ignore). In them `RESPONSE_URL` becomes the test receiver and
+//! `ARTIFACT_TYPE` the kind this engine analyses, so each case reaches the
+//! check it is about. Add a file to add a case.
 
 mod support;
 
@@ -83,8 +86,9 @@ async fn hostile_webhooks_get_clear_answers_and_the_engine_survives() {
         let body = std::fs::read_to_string(path)
             .unwrap()
             .replace("RESPONSE_URL", &receiver.url(&name))
+            .replace("ARTIFACT_TYPE", MALICIOUS_SAMPLE.0.as_str())
             .into_bytes();
-        let (status, reply) = post(&client, &engine.url, signed(&body), body)
+        let (status, reply) = post(&client, &engine.url, signed(&body), body.clone())
             .await
             .unwrap_or_else(|| panic!("{name}: no answer"));
         assert_eq!(status, expected, "{name}: {reply}");
@@ -92,7 +96,9 @@ async fn hostile_webhooks_get_clear_answers_and_the_engine_survives() {
             let message = reply["error"].as_str().unwrap_or_default();
             assert!(!message.is_empty(), "{name}: no error message in {reply}");
         } else {
-            accepted.push(name);
+            let fixture: Value = serde_json::from_slice(&body).unwrap();
+            let reason = fixture["expect_comment"].as_str().expect("expect_comment");
+            accepted.push((name, reason.to_owned()));
         }
     }
 
@@ -157,11 +163,19 @@ async fn hostile_webhooks_get_clear_answers_and_the_engine_survives() {
     .await;
     assert_eq!(status, 413, "a 4 MiB body");
 
-    // What was accepted is answered, and `unknown`: nothing was scanned.
-    for name in &accepted {
+    // What was accepted is answered `unknown`, for the expected reason:
+    // nothing was scanned.
+    for (name, reason) in &accepted {
         let verdict = receiver.verdict_for(name).await;
         assert_eq!(verdict["verdict"], "unknown", "{name}: {verdict}");
         assert_eq!(verdict["bid"], 0, "{name}: {verdict}");
+        let comments = verdict["metadata"]["comments"].as_array().unwrap();
+        assert!(
+            comments
+                .iter()
+                .any(|comment| comment.as_str().unwrap().starts_with(reason.as_str())),
+            "{name}: expected a comment starting {reason}, got {verdict}"
+        );
     }
 
     // Still alive, still scanning.

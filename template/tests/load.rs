@@ -169,7 +169,10 @@ impl Load {
 
     /// Checks the marketplace invariants over `records` and prints the
     /// figures. Panics on a violation.
-    fn check(&self, name: &str, records: &[Record], elapsed: Duration) -> Tally {
+    async fn check(&self, name: &str, records: &[Record], elapsed: Duration) -> Tally {
+        // A second delivery of a verdict (a retry after a lost answer) would
+        // come after the first: give it time to show up.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let mut deliveries: HashMap<String, usize> = HashMap::new();
         for (path, _) in self.receiver.verdicts() {
             *deliveries.entry(path).or_default() += 1;
@@ -302,7 +305,7 @@ async fn ten_thousand_bounties_at_concurrency_64_get_one_verdict_each() {
     let warm_rss = engine.rss_mib();
     records.extend(load.run(1_000..10_000, 64, None).await);
     let end_rss = engine.rss_mib();
-    let tally = load.check("10k", &records, started.elapsed());
+    let tally = load.check("10k", &records, started.elapsed()).await;
     println!(
         "load[10k]: RSS {warm_rss:.1} MiB after 1,000 bounties, {end_rss:.1} MiB after 10,000"
     );
@@ -311,9 +314,10 @@ async fn ten_thousand_bounties_at_concurrency_64_get_one_verdict_each() {
     // Nothing failed, so nothing may be unknown.
     assert_eq!(tally.count("malicious"), 5_000);
     assert_eq!(tally.count("benign"), 5_000);
-    // Bookkeeping of answered bounties does not pile up.
+    // Bookkeeping of answered bounties does not pile up: 9,000 more
+    // bounties may not cost 4 MiB (450 bytes each).
     assert!(
-        end_rss <= warm_rss * 1.5 + 8.0,
+        end_rss <= warm_rss + 4.0,
         "RSS grew from {warm_rss:.1} MiB to {end_rss:.1} MiB"
     );
 }
@@ -350,7 +354,9 @@ async fn clamd_killed_and_restarted_during_load() {
     .unwrap();
     let up_at = Instant::now();
     let records = running.await.unwrap();
-    let tally = load.check("clamd killed", &records, started.elapsed());
+    let tally = load
+        .check("clamd killed", &records, started.elapsed())
+        .await;
 
     // While clamd was down, nothing was called benign (or malicious).
     let while_down: Vec<&Record> = records
@@ -378,7 +384,6 @@ async fn clamd_killed_and_restarted_during_load() {
         recovery.as_secs_f64() * 1000.0
     );
     assert_eq!(tally.refused + tally.unreachable, 0);
-    assert!(tally.count("unknown") >= while_down.len());
     drop(backend);
 }
 {%- endif %}
@@ -405,7 +410,9 @@ async fn the_receiver_down_for_five_seconds_loses_no_verdict() {
     receiver.go_down(Duration::from_secs(5)).await;
     let back_at = Instant::now();
     let records = running.await.unwrap();
-    let tally = load.check("receiver down 5 s", &records, started.elapsed());
+    let tally = load
+        .check("receiver down 5 s", &records, started.elapsed())
+        .await;
 
     // Verdicts held back by the outage were delivered once it was over.
     let first_after = records
@@ -460,7 +467,9 @@ async fn slow_artifacts_delay_or_time_out_only_their_own_bounties() {
 
     let started = Instant::now();
     let records = load.run(0..600, 64, None).await;
-    let tally = load.check("slow artifacts", &records, started.elapsed());
+    let tally = load
+        .check("slow artifacts", &records, started.elapsed())
+        .await;
 
     let of = |slot: usize| records.iter().filter(move |record| record.target == slot);
     for record in of(5) {
@@ -501,13 +510,20 @@ async fn sigterm_during_load_answers_every_accepted_bounty() {
     let answered_at_exit = receiver.verdicts().len();
     load.stop.store(true, Ordering::Relaxed);
     let records = running.await.unwrap();
-    let tally = load.check("SIGTERM", &records, exited);
+    let tally = load.check("SIGTERM", &records, exited).await;
     println!(
         "load[SIGTERM]: engine exited {:.1} s after start with {answered_at_exit} verdicts delivered",
         exited.as_secs_f64()
     );
     assert!(status.success(), "{status:?}");
     assert!(tally.accepted > 0);
+    // Every bounty that got 202 was answered before the exit. A request cut
+    // off by the shutdown may have been taken without its 202 arriving.
+    assert!(
+        (tally.accepted..=tally.accepted + tally.unreachable).contains(&answered_at_exit),
+        "{answered_at_exit} verdicts at exit for {} accepted bounties",
+        tally.accepted
+    );
     assert_eq!(answered_at_exit, receiver.verdicts().len());
     assert_eq!(tally.count("unknown"), 0);
 }

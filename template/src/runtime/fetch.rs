@@ -72,8 +72,10 @@ impl Fetcher {
             return Err(self.too_large(announced));
         }
         // Room for the announced size up front: a buffer grown chunk by chunk
-        // is copied each time it doubles, and the allocator keeps the old
-        // ones, which several artifacts in flight turn into real memory.
+        // is copied each time it doubles, and the freed smaller ones stay
+        // with the allocator, which several artifacts in flight turn into
+        // real memory. A large buffer is mapped lazily (runtime/memory.rs),
+        // so a Content-Length that overstates costs address space, not RAM.
         let mut content = BytesMut::with_capacity(announced as usize);
         while let Some(chunk) = response
             .chunk()

@@ -315,11 +315,16 @@ async fn receive(
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
     let body: Value = serde_json::from_slice(&body).expect("verdicts are JSON");
-    if let Some(waiter) = state.waiters.lock().unwrap().remove(&path) {
-        let _ = waiter.send(body.clone());
-    }
-    state.verdicts.lock().unwrap().push((path, body));
+    // Recorded before anyone is told, so a woken waiter finds it recorded.
+    state
+        .verdicts
+        .lock()
+        .unwrap()
+        .push((path.clone(), body.clone()));
     state.changed.notify_waiters();
+    if let Some(waiter) = state.waiters.lock().unwrap().remove(&path) {
+        let _ = waiter.send(body);
+    }
     StatusCode::OK
 }
 
@@ -412,8 +417,15 @@ pub async fn post_webhook(
 /// A raw HTTP/1.1 POST to `url`'s host; returns the status the server
 /// answered. It reads while it writes: a server may answer a large request
 /// (413, 431) and close before the request is fully sent, which an ordinary
-/// client reports as a broken connection instead of the answer.
+/// client reports as a broken connection instead of the answer. Panics when
+/// no answer comes within 10 seconds.
 pub async fn raw_post(url: &str, headers: &[(&str, &[u8])], body: &[u8]) -> u16 {
+    tokio::time::timeout(Duration::from_secs(10), raw_post_once(url, headers, body))
+        .await
+        .expect("no HTTP answer within 10 s")
+}
+
+async fn raw_post_once(url: &str, headers: &[(&str, &[u8])], body: &[u8]) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let host = url
@@ -498,6 +510,8 @@ pub struct EngineProcess {
     pub child: Child,
     /// The webhook URL.
     pub url: String,
+    /// Its working directory (empty: no stray engine.toml is read).
+    _dir: tempfile::TempDir,
 }
 
 impl EngineProcess {
@@ -524,6 +538,7 @@ impl EngineProcess {
         let engine = Self {
             child: command.spawn().unwrap(),
             url: format!("http://{address}/"),
+            _dir: dir,
         };
         engine.wait_ready().await;
         engine
@@ -550,12 +565,17 @@ impl EngineProcess {
         assert!(sent.success());
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit; panics after a minute.
     pub async fn wait(&mut self) -> std::process::ExitStatus {
+        let started = std::time::Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the engine did not exit within a minute"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
