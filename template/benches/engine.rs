@@ -57,7 +57,7 @@ use tokio::sync::oneshot;
 {% if backend == "clamav" -%}
 use microengine::clamd::Address;
 {% endif -%}
-use microengine::runtime::signature;
+use microengine::runtime::forge::bounty_webhook;
 
 const SECRET: &str = "benchmark-secret";
 /// What the bounties carry: what this engine analyses.
@@ -433,8 +433,12 @@ async fn engine_run(
         sha256,
         next_id: Arc::default(),
     };
-    load.run(in_flight, warm_up).await;
-    let (latencies, errors, elapsed) = load.run(in_flight, measure).await;
+    let attempt = move || {
+        let load = load.clone();
+        async move { load.one_bounty().await.context("bounty failed") }
+    };
+    closed_loop(in_flight, warm_up, attempt.clone()).await;
+    let (latencies, errors, elapsed) = closed_loop(in_flight, measure, attempt).await;
     if errors > 0 {
         bail!("{errors} bounties failed (see above): the figures would mislead");
     }
@@ -451,8 +455,51 @@ async fn engine_run(
     Ok(run)
 }
 
-/// Closed-loop load: each of `in_flight` workers sends a bounty and waits
-/// for its verdict before sending the next.
+/// Closed-loop load: `in_flight` workers each run `attempt` again and again
+/// until `duration` is over, so `in_flight` attempts are always going.
+/// Returns the latency of every success, the number of failures (each
+/// printed) and the time it all took.
+async fn closed_loop<F, Fut>(
+    in_flight: usize,
+    duration: Duration,
+    attempt: F,
+) -> (Vec<Duration>, u64, Duration)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<Duration>> + Send + 'static,
+{
+    let started = Instant::now();
+    let until = started + duration;
+    let workers: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let attempt = attempt.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0;
+                while Instant::now() < until {
+                    match attempt().await {
+                        Ok(latency) => latencies.push(latency),
+                        Err(err) => {
+                            errors += 1;
+                            eprintln!("{err:#}");
+                        }
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (samples, failed) = worker.await.expect("worker ran");
+        latencies.extend(samples);
+        errors += failed;
+    }
+    (latencies, errors, started.elapsed())
+}
+
+/// One bounty at a time: send it, wait for its verdict.
 #[derive(Clone)]
 struct Load {
     client: reqwest::Client,
@@ -463,38 +510,6 @@ struct Load {
 }
 
 impl Load {
-    async fn run(&self, in_flight: usize, duration: Duration) -> (Vec<Duration>, u64, Duration) {
-        let started = Instant::now();
-        let until = started + duration;
-        let workers: Vec<_> = (0..in_flight)
-            .map(|_| {
-                let load = self.clone();
-                tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    let mut errors = 0;
-                    while Instant::now() < until {
-                        match load.one_bounty().await {
-                            Ok(latency) => latencies.push(latency),
-                            Err(err) => {
-                                errors += 1;
-                                eprintln!("bounty failed: {err:#}");
-                            }
-                        }
-                    }
-                    (latencies, errors)
-                })
-            })
-            .collect();
-        let mut latencies = Vec::new();
-        let mut errors = 0;
-        for worker in workers {
-            let (samples, failed) = worker.await.expect("worker ran");
-            latencies.extend(samples);
-            errors += failed;
-        }
-        (latencies, errors, started.elapsed())
-    }
-
     async fn one_bounty(&self) -> anyhow::Result<Duration> {
         let id = self
             .next_id
@@ -512,15 +527,7 @@ impl Load {
             "rules": {"min_allowed_bid": 62_500_000_000_000_000u64, "max_allowed_bid": 1_000_000_000_000_000_000u64},
         }))?;
         let sent = Instant::now();
-        let response = self
-            .client
-            .post(&self.engine_url)
-            .header("X-POLYSWARM-EVENT", "bounty")
-            .header(
-                "X-POLYSWARM-SIGNATURE",
-                signature::sign(SECRET.as_bytes(), &body),
-            )
-            .body(body)
+        let response = bounty_webhook(&self.client, &self.engine_url, Some(SECRET), body)
             .send()
             .await?;
         if response.status() != StatusCode::ACCEPTED {
@@ -582,40 +589,23 @@ async fn raw_clamd(
     in_flight: usize,
     duration: Duration,
 ) -> anyhow::Result<Run> {
-    let started = Instant::now();
-    let until = started + duration;
-    let workers: Vec<_> = (0..in_flight)
-        .map(|_| {
+    let attempt = {
+        let address = address.clone();
+        let artifact = artifact.clone();
+        move || {
             let address = address.clone();
             let artifact = artifact.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut errors = 0u64;
-                while Instant::now() < until {
-                    let sent = Instant::now();
-                    match instream(&address, &artifact).await {
-                        Ok(reply) if reply == "stream: OK" => latencies.push(sent.elapsed()),
-                        Ok(reply) => {
-                            errors += 1;
-                            eprintln!("raw clamd: {reply}");
-                        }
-                        Err(err) => {
-                            errors += 1;
-                            eprintln!("raw clamd: {err}");
-                        }
-                    }
+            async move {
+                let sent = Instant::now();
+                match instream(&address, &artifact).await {
+                    Ok(reply) if reply == "stream: OK" => Ok(sent.elapsed()),
+                    Ok(reply) => bail!("raw clamd: {reply}"),
+                    Err(err) => bail!("raw clamd: {err}"),
                 }
-                (latencies, errors)
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for worker in workers {
-        let (samples, failed) = worker.await?;
-        latencies.extend(samples);
-        errors += failed;
-    }
+            }
+        }
+    };
+    let (latencies, errors, elapsed) = closed_loop(in_flight, duration, attempt).await;
     if latencies.is_empty() {
         bail!("raw clamd at {address}: no scan succeeded");
     }
@@ -625,7 +615,7 @@ async fn raw_clamd(
         in_flight,
         latencies,
         errors,
-        started.elapsed(),
+        elapsed,
         None,
     ))
 }

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use microengine::runtime::signature;
+use tokio::task::JoinHandle;
+
+use microengine::runtime::forge::bounty_webhook;
 use microengine::runtime::ArtifactKind;
 
 use support::{
@@ -120,6 +122,14 @@ impl Load {
         records
     }
 
+    /// [`Load::run`] at concurrency 64 in a task of its own, while the test
+    /// injects a fault; up to a million bounties, until `until` or
+    /// [`Load::stop`].
+    fn in_background(self: &Arc<Self>, until: Option<Instant>) -> JoinHandle<Vec<Record>> {
+        let load = Arc::clone(self);
+        tokio::spawn(async move { load.run(0..1_000_000, 64, until).await })
+    }
+
     async fn one(&self, id: usize) -> Record {
         let target = id % self.targets.len();
         let Target {
@@ -137,15 +147,7 @@ impl Load {
         ))
         .unwrap();
         let sent_at = Instant::now();
-        let response = self
-            .client
-            .post(&self.engine_url)
-            .header("X-POLYSWARM-EVENT", "bounty")
-            .header(
-                "X-POLYSWARM-SIGNATURE",
-                signature::sign(SECRET.as_bytes(), &body),
-            )
-            .body(body)
+        let response = bounty_webhook(&self.client, &self.engine_url, Some(SECRET), body)
             .send()
             .await;
         let status = response.ok().map(|response| response.status().as_u16());
@@ -334,13 +336,7 @@ async fn clamd_killed_and_restarted_during_load() {
     let load = Load::new(&engine, &receiver, targets);
 
     let started = Instant::now();
-    let running = tokio::spawn({
-        let load = Arc::clone(&load);
-        async move {
-            load.run(0..1_000_000, 64, Some(started + Duration::from_secs(8)))
-                .await
-        }
-    });
+    let running = load.in_background(Some(started + Duration::from_secs(8)));
     tokio::time::sleep(Duration::from_secs(2)).await;
     backend.kill();
     let down_at = Instant::now();
@@ -399,13 +395,7 @@ async fn the_receiver_down_for_five_seconds_loses_no_verdict() {
     let load = Load::new(&engine, &receiver, targets);
 
     let started = Instant::now();
-    let running = tokio::spawn({
-        let load = Arc::clone(&load);
-        async move {
-            load.run(0..1_000_000, 64, Some(started + Duration::from_secs(10)))
-                .await
-        }
-    });
+    let running = load.in_background(Some(started + Duration::from_secs(10)));
     tokio::time::sleep(Duration::from_secs(2)).await;
     receiver.go_down(Duration::from_secs(5)).await;
     let back_at = Instant::now();
@@ -498,10 +488,7 @@ async fn sigterm_during_load_answers_every_accepted_bounty() {
     let load = Load::new(&engine, &receiver, targets);
 
     let started = Instant::now();
-    let running = tokio::spawn({
-        let load = Arc::clone(&load);
-        async move { load.run(0..1_000_000, 64, None).await }
-    });
+    let running = load.in_background(None);
     tokio::time::sleep(Duration::from_secs(2)).await;
     engine.terminate();
     let status = engine.wait().await;

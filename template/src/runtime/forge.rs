@@ -96,19 +96,12 @@ pub async fn send_bounty(request: ForgeRequest) -> anyhow::Result<Value> {
     let body = serde_json::to_vec(&bounty)?;
 
     let client = reqwest::Client::new();
-    let mut post = client
-        .post(&request.engine_url)
-        .header(EVENT_HEADER, "bounty")
+    let secret = request.secret.as_deref();
+    let response = bounty_webhook(&client, &request.engine_url, secret, body)
         .header(
             DELIVERY_HEADER,
             format!("send-bounty-{}", Utc::now().timestamp_micros()),
         )
-        .header(reqwest::header::CONTENT_TYPE, "application/json");
-    if let Some(secret) = &request.secret {
-        post = post.header(SIGNATURE_HEADER, signature::sign(secret.as_bytes(), &body));
-    }
-    let response = post
-        .body(body)
         .send()
         .await
         .with_context(|| format!("cannot reach the engine at {}", request.engine_url))?;
@@ -124,6 +117,25 @@ pub async fn send_bounty(request: ForgeRequest) -> anyhow::Result<Value> {
         .context("verdict receiver closed")?;
     server.abort();
     Ok(verdict)
+}
+
+/// The webhook PolySwarm would send for a bounty `body` (JSON): POSTed to
+/// `engine_url` as event `bounty`, signed with `secret` when there is one.
+/// Also what the benchmark and the load tests send.
+pub fn bounty_webhook(
+    client: &reqwest::Client,
+    engine_url: &str,
+    secret: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let mut post = client
+        .post(engine_url)
+        .header(EVENT_HEADER, "bounty")
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    if let Some(secret) = secret {
+        post = post.header(SIGNATURE_HEADER, signature::sign(secret.as_bytes(), &body));
+    }
+    post.body(body)
 }
 
 fn is_uri(text: &str) -> bool {
